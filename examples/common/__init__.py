@@ -1,0 +1,1 @@
+"""Training plumbing shared by every example (one place, never copied per example)."""
