@@ -1,0 +1,80 @@
+"""The two loops every differentiation mode is built from: a fixed number of steps (``lax.scan``)
+and a tolerance-based solve (``lax.while_loop``, not differentiable by itself)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+
+class Trajectory(NamedTuple):
+    """Final iterate of a loop and the per-step history it recorded."""
+
+    value: object
+    steps: Array
+    grad_norms: Array
+    energies: Array
+    state: object = None
+
+
+def run_fixed(
+    iteration, value_and_grad, y0, args, num_steps: int, *, checkpoint: bool = False, state0=None
+):
+    """Runs exactly ``num_steps`` steps with ``lax.scan`` (differentiable end to end).
+
+    Args:
+      state0: the iteration's state to continue from (e.g. a momentum buffer); fresh when None.
+      checkpoint: rematerialise each step on the backward pass (``jax.checkpoint``), trading one
+        extra forward step per step for memory that no longer grows with the activations of every
+        step.
+    """
+    if state0 is None:
+        state0 = iteration.init(value_and_grad, y0, args)
+
+    def body(carry, _):
+        y, state = carry
+        y, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
+        return (y, state), (gnorm, energy)
+
+    if checkpoint:
+        body = jax.checkpoint(body)
+    (y, state), (gnorms, energies) = lax.scan(body, (y0, state0), None, length=num_steps)
+    return Trajectory(y, jnp.asarray(num_steps, jnp.int32), gnorms, energies, state)
+
+
+def run_until(iteration, value_and_grad, y0, args, energy_struct):
+    """Iterates until every example's gradient norm is ``<= iteration.tol`` or ``max_steps``.
+
+    A NaN gradient norm stops the loop (NaN compares false), so NaN inputs end the solve at once and
+    are reported as not converged by the caller.
+    """
+    max_steps, tol = iteration.max_steps, iteration.tol
+    state0 = iteration.init(value_and_grad, y0, args)
+    energy_shape = energy_struct.shape
+    nan_hist = jnp.full((max_steps, *energy_shape), jnp.nan, energy_struct.dtype)
+
+    def cond(carry):
+        t, _, _, last, _, _ = carry
+        return (t < max_steps) & (jnp.max(last) > tol)
+
+    def body(carry):
+        t, y, state, _, gn_hist, e_hist = carry
+        y, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
+        gnorm = gnorm.astype(gn_hist.dtype)
+        gn_hist = gn_hist.at[t].set(gnorm)
+        e_hist = e_hist.at[t].set(energy.astype(e_hist.dtype))
+        return t + 1, y, state, gnorm, gn_hist, e_hist
+
+    init = (
+        jnp.asarray(0, jnp.int32),
+        y0,
+        state0,
+        jnp.full(energy_shape, jnp.inf, energy_struct.dtype),
+        nan_hist,
+        nan_hist,
+    )
+    t, y, _, _, gn_hist, e_hist = lax.while_loop(cond, body, init)
+    return Trajectory(y, t, gn_hist, e_hist)
