@@ -31,7 +31,9 @@ class Adjoint:
     history_differentiable: bool = False
     uses_tolerance: bool = True
 
-    def solve(self, iteration, value_and_grad, y0, args, energy_struct, on_failure):  # pragma: no cover
+    def solve(
+        self, iteration, value_and_grad, y0, args, energy_struct, on_failure
+    ):  # pragma: no cover
         raise NotImplementedError
 
 
