@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxopt.implicit_diff import custom_root
 
+from ._jaxopt import custom_root
 from ._linear_solve import check_linear_solver, make_linear_solve
 from ._loop import Trajectory, run_fixed, run_until
 from ._pytree import pytree_dataclass, static_field
@@ -100,7 +100,9 @@ class Truncated(Adjoint):
             energies = jnp.concatenate([en_head, last.energies])
         else:
             gnorms, energies = last.grad_norms, last.energies
-        return Trajectory(last.value, jnp.asarray(total, jnp.int32), gnorms, energies)
+        return Trajectory(
+            last.value, jnp.asarray(total, jnp.int32), gnorms, energies, last.last_update
+        )
 
 
 @pytree_dataclass
@@ -150,12 +152,12 @@ class Implicit(Adjoint):
         @custom_root(optimality, has_aux=True, solve=linear_solve)
         def forward(y, args, iteration):
             traj = run_until(iteration, value_and_grad, y, args, energy_struct)
-            return traj.value, (traj.steps, traj.grad_norms, traj.energies)
+            return traj.value, (traj.steps, traj.grad_norms, traj.energies, traj.last_update)
 
         # The iteration's own leaves (step size, momentum) get no gradient under implicit
         # differentiation, and passing them stopped avoids closing over traced values.
-        y, (steps, gnorms, energies) = forward(_stop(y0), args, _stop(iteration))
-        return Trajectory(y, steps, _stop(gnorms), _stop(energies))
+        y, aux = forward(_stop(y0), args, _stop(iteration))
+        return Trajectory(y, *_stop(aux))
 
 
 @pytree_dataclass
@@ -175,4 +177,4 @@ class OneStep(Adjoint):
         # value == y*; derivative == that of y* - alpha * grad E(y*, args).
         stepped = iteration.gradient_step(grad, y_star)
         y = jax.tree_util.tree_map(lambda s, a: a + (s - jax.lax.stop_gradient(s)), stepped, y_star)
-        return Trajectory(y, traj.steps, _stop(traj.grad_norms), _stop(traj.energies))
+        return Trajectory(y, *_stop((traj.steps, traj.grad_norms, traj.energies, traj.last_update)))

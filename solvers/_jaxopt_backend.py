@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import jaxopt
 from jax.typing import ArrayLike
 
 from ._iterations import Iteration, _check_common
+from ._jaxopt import jaxopt
 from ._pytree import pytree_dataclass, static_field
 
 
@@ -145,7 +145,9 @@ class AcceleratedGradientDescent(_JaxoptIteration):
         return jaxopt.GradientDescent(
             fun=fun,
             value_and_grad=True,
-            stepsize=self.step_size,
+            # A callable, because jaxopt compares a plain step size with 0 in Python, which fails
+            # when the step size is traced (learned, or passed through implicit differentiation).
+            stepsize=lambda _: self.step_size,
             acceleration=True,
             maxiter=self.max_steps,
             tol=self.tol,

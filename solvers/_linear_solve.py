@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jaxopt
 
+from ._jaxopt import jaxopt
 from ._norms import global_norm
 from ._report import report_backward
 

@@ -17,7 +17,18 @@ class Trajectory(NamedTuple):
     steps: Array
     grad_norms: Array
     energies: Array
+    last_update: Array
     state: object = None
+
+
+def max_abs_change(new, old, batched_like: Array) -> Array:
+    """``max |new - old|`` over everything but a leading batch axis shaped like ``batched_like``."""
+    batched = jnp.ndim(batched_like) == 1
+    parts = []
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old), strict=True):
+        d = jnp.abs(a - b)
+        parts.append(jnp.max(jnp.reshape(d, (d.shape[0], -1)), axis=1) if batched else jnp.max(d))
+    return jnp.max(jnp.stack(parts), axis=0).astype(jnp.result_type(batched_like))
 
 
 def run_fixed(
@@ -35,14 +46,18 @@ def run_fixed(
         state0 = iteration.init(value_and_grad, y0, args)
 
     def body(carry, _):
-        y, state = carry
-        y, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
-        return (y, state), (gnorm, energy)
+        y, state, _ = carry
+        y_new, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
+        return (y_new, state, max_abs_change(y_new, y, gnorm)), (gnorm, energy)
 
     if checkpoint:
         body = jax.checkpoint(body)
-    (y, state), (gnorms, energies) = lax.scan(body, (y0, state0), None, length=num_steps)
-    return Trajectory(y, jnp.asarray(num_steps, jnp.int32), gnorms, energies, state)
+    energy_struct = jax.eval_shape(lambda y: value_and_grad(y, args)[2], y0)
+    delta0 = jnp.zeros(energy_struct.shape, energy_struct.dtype)
+    (y, state, delta), (gnorms, energies) = lax.scan(
+        body, (y0, state0, delta0), None, length=num_steps
+    )
+    return Trajectory(y, jnp.asarray(num_steps, jnp.int32), gnorms, energies, delta, state)
 
 
 def run_until(iteration, value_and_grad, y0, args, energy_struct):
@@ -57,16 +72,17 @@ def run_until(iteration, value_and_grad, y0, args, energy_struct):
     nan_hist = jnp.full((max_steps, *energy_shape), jnp.nan, energy_struct.dtype)
 
     def cond(carry):
-        t, _, _, last, _, _ = carry
+        t, _, _, last, _, _, _ = carry
         return (t < max_steps) & (jnp.max(last) > tol)
 
     def body(carry):
-        t, y, state, _, gn_hist, e_hist = carry
-        y, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
+        t, y, state, _, gn_hist, e_hist, _ = carry
+        y_new, state, energy, gnorm = iteration.step(value_and_grad, y, state, args)
         gnorm = gnorm.astype(gn_hist.dtype)
         gn_hist = gn_hist.at[t].set(gnorm)
         e_hist = e_hist.at[t].set(energy.astype(e_hist.dtype))
-        return t + 1, y, state, gnorm, gn_hist, e_hist
+        delta = max_abs_change(y_new, y, gnorm)
+        return t + 1, y_new, state, gnorm, gn_hist, e_hist, delta
 
     init = (
         jnp.asarray(0, jnp.int32),
@@ -75,6 +91,7 @@ def run_until(iteration, value_and_grad, y0, args, energy_struct):
         jnp.full(energy_shape, jnp.inf, energy_struct.dtype),
         nan_hist,
         nan_hist,
+        jnp.zeros(energy_shape, energy_struct.dtype),
     )
-    t, y, _, _, gn_hist, e_hist = lax.while_loop(cond, body, init)
-    return Trajectory(y, t, gn_hist, e_hist)
+    t, y, _, _, gn_hist, e_hist, delta = lax.while_loop(cond, body, init)
+    return Trajectory(y, t, gn_hist, e_hist, delta)

@@ -137,6 +137,7 @@ def minimise(
         steps=traj.steps,
         grad_norms=traj.grad_norms,
         energies=traj.energies,
+        last_update=traj.last_update,
         tol=solver.tol,
         history_differentiable=adjoint.history_differentiable,
     )

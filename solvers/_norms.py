@@ -19,11 +19,11 @@ def norm(tree, batched: bool) -> Array:
     """l2 norm of a pytree (per example with ``batched``).
 
     The square root is guarded so that its gradient at zero is zero rather than NaN (the residual
-    of an empty set is exactly zero and is differentiated by the auxiliary loss).
+    of an empty set is exactly zero and is differentiated by the auxiliary loss); NaN stays NaN.
     """
     s = sq_norm(tree, batched)
     safe = jnp.where(s > 0, s, 1.0)
-    return jnp.where(s > 0, jnp.sqrt(safe), 0.0)
+    return jnp.where(s > 0, jnp.sqrt(safe), s)
 
 
 def global_norm(tree) -> Array:

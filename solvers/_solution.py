@@ -26,6 +26,8 @@ class Solution:
         the look-ahead point for Nesterov); NaN after ``steps`` and where a backend does not expose
         it per example.
       energies: ``[max_steps, ...]`` energy at the same points; NaN where not recorded.
+      last_update: ``max |y_T - y_{T-1}|`` of the final step, per example (the paper's Figure 5
+        convergence statistic, with ``residual``).
       tol: the tolerance ``converged`` was judged against.
       history_differentiable: whether ``grad_norms``/``energies`` carry gradients (true for
         unrolled and truncated differentiation, whose auxiliary loss (eq. 5) needs them).
@@ -37,5 +39,6 @@ class Solution:
     steps: Array
     grad_norms: Array
     energies: Array
+    last_update: Array
     tol: float = static_field(default=0.0)
     history_differentiable: bool = static_field(default=False)
