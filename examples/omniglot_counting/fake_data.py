@@ -21,8 +21,9 @@ from examples.omniglot_counting import input_pipeline as ip
 _CLASSES_PER_ALPHABET = 10
 
 
-def make_fake_omniglot(num_classes: int = 30, num_drawers: int = ip.NUM_DRAWERS, *,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_fake_omniglot(
+    num_classes: int = 30, num_drawers: int = ip.NUM_DRAWERS, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Draws synthetic characters in the npz format.
 
     Args:
@@ -61,8 +62,13 @@ def _distance_to_segments(ends: np.ndarray) -> np.ndarray:
     return np.sqrt((ry - t * dy) ** 2 + (rx - t * dx) ** 2).min(axis=1)
 
 
-def fake_split(num_classes: int = 30, num_drawers: int = ip.NUM_DRAWERS, *, seed: int = 0,
-               first_class_id: int = 0) -> ip.OmniglotSplit:
+def fake_split(
+    num_classes: int = 30,
+    num_drawers: int = ip.NUM_DRAWERS,
+    *,
+    seed: int = 0,
+    first_class_id: int = 0,
+) -> ip.OmniglotSplit:
     """The synthetic characters as a loader would return them (28x28, ink = 1).
 
     Example:
@@ -77,9 +83,14 @@ def _first_class_id(split: str) -> int:
     return ip.EVALUATION_CLASS_OFFSET if split == "evaluation" else 0
 
 
-def write_fake_npz(data_dir: str | os.PathLike, split: str = "background", *,
-                   num_classes: int = 30, num_drawers: int = ip.NUM_DRAWERS,
-                   seed: int = 0) -> Path:
+def write_fake_npz(
+    data_dir: str | os.PathLike,
+    split: str = "background",
+    *,
+    num_classes: int = 30,
+    num_drawers: int = ip.NUM_DRAWERS,
+    seed: int = 0,
+) -> Path:
     """Writes ``<data_dir>/omniglot/images_<split>.npz`` as the real file is laid out.
 
     Labels are local ``0..num_classes-1`` in both splits, as in the real evaluation npz.
@@ -91,9 +102,15 @@ def write_fake_npz(data_dir: str | os.PathLike, split: str = "background", *,
     return path
 
 
-def write_fake_zip(data_dir: str | os.PathLike, split: str = "background", *,
-                   filename: str | None = None, num_classes: int = 30,
-                   num_drawers: int = ip.NUM_DRAWERS, seed: int = 0) -> Path:
+def write_fake_zip(
+    data_dir: str | os.PathLike,
+    split: str = "background",
+    *,
+    filename: str | None = None,
+    num_classes: int = 30,
+    num_drawers: int = ip.NUM_DRAWERS,
+    seed: int = 0,
+) -> Path:
     """Writes ``<data_dir>/omniglot/images_<split>.zip`` in the brendenlake layout.
 
     Entries are ``images_<split>/Alphabet_NN/characterMM/XXXX_YY.png`` (1-bit PNGs, white = 1) with
@@ -118,7 +135,9 @@ def write_fake_zip(data_dir: str | os.PathLike, split: str = "background", *,
             Image.fromarray(white[c, d]).save(buffer, format="PNG")
             archive.writestr(
                 f"{top}/Alphabet_{alphabet + 1:02d}/character{character + 1:02d}/"
-                f"{first + c + 1:04d}_{d + 1:02d}.png", buffer.getvalue())
+                f"{first + c + 1:04d}_{d + 1:02d}.png",
+                buffer.getvalue(),
+            )
     return path
 
 
@@ -134,14 +153,25 @@ def tfds_records(white: np.ndarray, class_ids: Sequence[int], *, seed: int = 0) 
         alphabet, char = divmod(row, _CLASSES_PER_ALPHABET)
         for d in range(white.shape[1]):
             image = np.repeat(np.where(white[row, d], 255, 0).astype(np.uint8)[..., None], 3, -1)
-            records.append({"image": image, "label": np.int64(class_id),
-                            "alphabet": np.int64(alphabet), "alphabet_char_id": np.int64(char)})
+            records.append(
+                {
+                    "image": image,
+                    "label": np.int64(class_id),
+                    "alphabet": np.int64(alphabet),
+                    "alphabet_char_id": np.int64(char),
+                }
+            )
     order = np.random.default_rng(seed).permutation(len(records))
     return [records[i] for i in order]
 
 
-def fake_tfds_records(split: str = "background", *, num_classes: int = 30,
-                      num_drawers: int = ip.NUM_DRAWERS, seed: int = 0) -> list[dict]:
+def fake_tfds_records(
+    split: str = "background",
+    *,
+    num_classes: int = 30,
+    num_drawers: int = ip.NUM_DRAWERS,
+    seed: int = 0,
+) -> list[dict]:
     """The synthetic characters of :func:`write_fake_npz` (same seed) as TFDS records."""
     white, _ = make_fake_omniglot(num_classes, num_drawers, seed=seed)
     return tfds_records(white, _first_class_id(split) + np.arange(num_classes), seed=seed)

@@ -56,8 +56,12 @@ EVALUATION_CLASS_OFFSET = 964
 """Global id of the first evaluation class (TFDS ``omniglot`` labels; file ``0965_YY.png``)."""
 
 SPLITS = ("background", "evaluation")
-_SPLIT_ALIASES = {"background": "background", "train": "background",
-                  "evaluation": "evaluation", "test": "evaluation"}
+_SPLIT_ALIASES = {
+    "background": "background",
+    "train": "background",
+    "evaluation": "evaluation",
+    "test": "evaluation",
+}
 _TFDS_SPLITS = {"background": "train", "evaluation": "test"}
 DOWNLOAD_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 Source = Literal["auto", "npz", "zip", "tfds"]
@@ -112,8 +116,9 @@ class OmniglotSplit:
         """
         wanted = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         rows = np.searchsorted(self.class_ids, wanted)
-        found = (rows < self.num_classes) & (self.class_ids[np.minimum(rows, self.num_classes - 1)]
-                                             == wanted)
+        found = (rows < self.num_classes) & (
+            self.class_ids[np.minimum(rows, self.num_classes - 1)] == wanted
+        )
         if not found.all():
             raise KeyError(f"class ids {wanted[~found][:10].tolist()} are not in this split.")
         return OmniglotSplit(self.images[rows], wanted)
@@ -176,8 +181,8 @@ def downsample(ink: ArrayLike) -> np.ndarray:
     flat = ink.reshape(-1, SOURCE_SIZE, SOURCE_SIZE)
     out = np.empty((flat.shape[0], IMAGE_SIZE, IMAGE_SIZE), np.float32)
     for start in range(0, flat.shape[0], _CHUNK):
-        chunk = flat[start:start + _CHUNK].astype(np.float32)
-        out[start:start + _CHUNK] = _WEIGHTS @ (chunk @ _WEIGHTS.T)
+        chunk = flat[start : start + _CHUNK].astype(np.float32)
+        out[start : start + _CHUNK] = _WEIGHTS @ (chunk @ _WEIGHTS.T)
     out /= np.float32(_COVERAGE_DENOMINATOR)
     return out.reshape(ink.shape[:-2] + (IMAGE_SIZE, IMAGE_SIZE))
 
@@ -233,7 +238,9 @@ def _file_key(path: Path) -> tuple:
     return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def _cached(name: str, key: tuple, build: Callable[[], OmniglotSplit], cache: bool) -> OmniglotSplit:
+def _cached(
+    name: str, key: tuple, build: Callable[[], OmniglotSplit], cache: bool
+) -> OmniglotSplit:
     """Loads ``build()``'s result from the cache, else builds and stores it (atomically)."""
     if not cache:
         return _timed(name, build)
@@ -266,13 +273,15 @@ def _cached(name: str, key: tuple, build: Callable[[], OmniglotSplit], cache: bo
 def _timed(name: str, build: Callable[[], OmniglotSplit]) -> OmniglotSplit:
     start = time.perf_counter()
     split = build()
-    _log.info("Built %s (%d classes) in %.1f s.", name, split.num_classes,
-              time.perf_counter() - start)
+    _log.info(
+        "Built %s (%d classes) in %.1f s.", name, split.num_classes, time.perf_counter() - start
+    )
     return split
 
 
-def _assemble(class_ids: Sequence[int], drawers: Sequence[int] | None, ink: np.ndarray,
-              where: str) -> OmniglotSplit:
+def _assemble(
+    class_ids: Sequence[int], drawers: Sequence[int] | None, ink: np.ndarray, where: str
+) -> OmniglotSplit:
     """Groups ``ink`` images ``[N, 105, 105]`` into ``[classes, drawers]`` and downsizes them.
 
     Sorted by (class, drawer); with ``drawers=None`` each class keeps its images in input order.
@@ -304,8 +313,9 @@ def _assemble(class_ids: Sequence[int], drawers: Sequence[int] | None, ink: np.n
 # The three loaders.
 
 
-def load_npz(split: str = "background", data_dir: str | os.PathLike | None = None, *,
-             cache: bool = True) -> OmniglotSplit:
+def load_npz(
+    split: str = "background", data_dir: str | os.PathLike | None = None, *, cache: bool = True
+) -> OmniglotSplit:
     """Loads a split from ``<data dir>/omniglot/images_<split>.npz``.
 
     Args:
@@ -341,8 +351,13 @@ def load_npz(split: str = "background", data_dir: str | os.PathLike | None = Non
     return _cached(f"npz-{part}", ("npz", _file_key(path)), build, cache)
 
 
-def load_zip(split: str = "background", data_dir: str | os.PathLike | None = None, *,
-             filename: str | None = None, cache: bool = True) -> OmniglotSplit:
+def load_zip(
+    split: str = "background",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    filename: str | None = None,
+    cache: bool = True,
+) -> OmniglotSplit:
     """Loads a split from the original brendenlake zip (``alphabet/characterNN/XXXX_YY.png``).
 
     File ``XXXX_YY.png`` is class ``XXXX - 1`` (a global id), drawer ``YY - 1``.
@@ -385,12 +400,15 @@ def _read_zip(path: Path) -> OmniglotSplit:
             drawers.append(int(match[2]) - 1)
             ink.append(_ink_from_gray(pixels))
     if not ink:
-        raise ValueError(f"{path} holds no Omniglot PNG files named alphabet/characterNN/XXXX_YY.png.")
+        raise ValueError(
+            f"{path} holds no Omniglot PNG files named alphabet/characterNN/XXXX_YY.png."
+        )
     return _assemble(class_ids, drawers, np.stack(ink), str(path))
 
 
-def load_tfds(split: str = "background", data_dir: str | os.PathLike | None = None, *,
-              cache: bool = True) -> OmniglotSplit:
+def load_tfds(
+    split: str = "background", data_dir: str | os.PathLike | None = None, *, cache: bool = True
+) -> OmniglotSplit:
     """Loads a split of TFDS ``omniglot`` through ``tfds.data_source`` (no TensorFlow needed).
 
     The dataset must already be prepared in the ``array_record`` format (random access), e.g. with
@@ -439,8 +457,13 @@ def _read_records(source: Sequence[dict], tfds_split: str) -> OmniglotSplit:
     return _assemble(class_ids, None, np.stack(ink), f"TFDS omniglot[{tfds_split}]")
 
 
-def load_omniglot(split: str = "background", *, source: Source = "auto",
-                  data_dir: str | os.PathLike | None = None, cache: bool = True) -> OmniglotSplit:
+def load_omniglot(
+    split: str = "background",
+    *,
+    source: Source = "auto",
+    data_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+) -> OmniglotSplit:
     """Loads a split from whichever source is given or, with ``source="auto"``, found.
 
     ``"auto"`` reads ``images_<split>.npz`` from ``<data dir>/omniglot`` when present, else
@@ -487,9 +510,16 @@ def _check_counts(num_classes: int, set_size: int, min_count: int, max_count: in
         )
 
 
-def sample_set_indices(rng: np.random.Generator, num_classes: int, num_drawers: int, *,
-                       batch_size: int, set_size: int = 16, min_count: int = 1,
-                       max_count: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_set_indices(
+    rng: np.random.Generator,
+    num_classes: int,
+    num_drawers: int,
+    *,
+    batch_size: int,
+    set_size: int = 16,
+    min_count: int = 1,
+    max_count: int = 10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draws which images make up each set: ``k`` distinct classes, each present at least once.
 
     Per set: ``k ~ U{min_count..max_count}``; ``k`` distinct classes in random order; each gets one
@@ -579,10 +609,18 @@ class CountingSets:
             raise ValueError(f"step must be >= 0, got {step}.")
         rng = np.random.default_rng([self.seed, int(step)])
         classes, drawers, counts = sample_set_indices(
-            rng, self.images.shape[0], self.images.shape[1], batch_size=self.batch_size,
-            set_size=self.set_size, min_count=self.min_count, max_count=self.max_count)
-        return {"images": self.images[classes, drawers][..., None],
-                "count": counts.astype(np.int32)}
+            rng,
+            self.images.shape[0],
+            self.images.shape[1],
+            batch_size=self.batch_size,
+            set_size=self.set_size,
+            min_count=self.min_count,
+            max_count=self.max_count,
+        )
+        return {
+            "images": self.images[classes, drawers][..., None],
+            "count": counts.astype(np.int32),
+        }
 
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yields ``batch(start_step)``, ``batch(start_step + 1)``, ... (resumable by step)."""
