@@ -63,8 +63,8 @@ def run_fixed(
 def run_until(iteration, value_and_grad, y0, args, energy_struct):
     """Iterates until every example's gradient norm is ``<= iteration.tol`` or ``max_steps``.
 
-    A NaN gradient norm stops the loop (NaN compares false), so NaN inputs end the solve at once and
-    are reported as not converged by the caller.
+    Examples whose gradient norm is NaN (NaN/Inf inputs) neither keep the loop running nor stop
+    it for the others; the caller reports them as not converged.
     """
     max_steps, tol = iteration.max_steps, iteration.tol
     state0 = iteration.init(value_and_grad, y0, args)
@@ -73,7 +73,8 @@ def run_until(iteration, value_and_grad, y0, args, energy_struct):
 
     def cond(carry):
         t, _, _, last, _, _, _ = carry
-        return (t < max_steps) & (jnp.max(last) > tol)
+        finite = jnp.where(jnp.isnan(last), -jnp.inf, last)
+        return (t < max_steps) & (jnp.max(finite) > tol)
 
     def body(carry):
         t, y, state, _, gn_hist, e_hist, _ = carry

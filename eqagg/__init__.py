@@ -1,0 +1,33 @@
+"""Equilibrium Aggregation: set and graph aggregation as differentiable energy minimisation.
+
+Built on :mod:`solvers` (generic minimisation); this package adds sets, their layouts, energies and
+Flax modules.
+"""
+
+from ._aggregate import AggregationResult as AggregationResult
+from ._aggregate import auxiliary_loss as auxiliary_loss
+from ._aggregate import solve_aggregation as solve_aggregation
+from ._energies import SCALINGS as SCALINGS
+from ._energies import EnergySpec as EnergySpec
+from ._energies import attention_energy as attention_energy
+from ._energies import max_energy as max_energy
+from ._energies import mean_energy as mean_energy
+from ._energies import median_energy as median_energy
+from ._energies import sum_energy as sum_energy
+from ._methods import METHODS as METHODS
+from ._methods import SOLVERS as SOLVERS
+
+__all__ = [
+    "METHODS",
+    "SCALINGS",
+    "SOLVERS",
+    "AggregationResult",
+    "EnergySpec",
+    "attention_energy",
+    "auxiliary_loss",
+    "max_energy",
+    "mean_energy",
+    "median_energy",
+    "solve_aggregation",
+    "sum_energy",
+]
