@@ -16,8 +16,24 @@ from ._energies import median_energy as median_energy
 from ._energies import sum_energy as sum_energy
 from ._methods import METHODS as METHODS
 from ._methods import SOLVERS as SOLVERS
+from ._module import DIAGNOSTICS as DIAGNOSTICS
+from ._module import EquilibriumAggregation as EquilibriumAggregation
+from ._module import collect_auxiliary_loss as collect_auxiliary_loss
+from ._module import diagnostics_of as diagnostics_of
+from ._module import equilibrium_aggregate as equilibrium_aggregate
+from ._potential import init_resnet_potential as init_resnet_potential
+from ._potential import project_elements as project_elements
+from ._potential import resnet_potential as resnet_potential
 
 __all__ = [
+    "DIAGNOSTICS",
+    "EquilibriumAggregation",
+    "collect_auxiliary_loss",
+    "diagnostics_of",
+    "equilibrium_aggregate",
+    "init_resnet_potential",
+    "project_elements",
+    "resnet_potential",
     "METHODS",
     "SCALINGS",
     "SOLVERS",
