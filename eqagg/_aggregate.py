@@ -117,11 +117,16 @@ def _initial_aggregate(y0: Any, features: int | None, sets: Sets, spec_extra: in
     return jnp.zeros((sets.num_sets, features), sets.x.dtype)
 
 
-def set_energies(potential, regularizer, scaling: str, eps: float):
-    """Returns ``E(Y, (sets, params)) -> [S]``: the scaled energy of every set at once (eq. 3, 13)."""
+def set_energies(potential, scaling: str, eps: float):
+    """Returns ``E(Y, (sets, params, regularizer)) -> [S]``: every set's scaled energy (eq. 3, 13).
+
+    The regulariser travels in the arguments, not in a closure, so a learned ``lambda`` is
+    differentiated correctly by every method (implicit differentiation must not close over traced
+    values).
+    """
 
     def energies(y: Array, args) -> Array:
-        sets, params = args
+        sets, params, regularizer = args
         f = sets.map_elements(potential, y, params)
         scale = set_size_scale(sets.counts, scaling, eps)
         reg = jax.vmap(lambda v: regularizer_value(regularizer, v))(y)
@@ -169,7 +174,8 @@ def solve_aggregation(
       y0: starting aggregate ``[D]`` or ``[S, D]``; defaults to zeros.
       features: latent size ``D`` when ``y0`` is not given (default: ``d``, plus the spec's extra).
       regularizer: ``lambda`` (float or traced scalar, learnable) or a callable ``R(y)``; default
-        the spec's, else 0.1.
+        the spec's, else 0.1. A callable must not close over traced values (pass learnable
+        quantities through ``params`` and the potential instead).
       scaling: ``"sublinear"`` (default for plain potentials; ``1/sqrt(N + eps)``), ``"sum"`` or
         ``"mean"``.
       eps: the constant that keeps the sublinear scaling finite for empty sets.
@@ -216,10 +222,16 @@ def solve_aggregation(
     y_init = _initial_aggregate(y0, features, sets, spec.extra_features if spec else 0)
     _check_energy_fn(potential, sets, y_init.shape[1], params, y_init.dtype)
 
+    # A callable regulariser is static (it must not close over traced values); a weight is data.
+    reg_static = regularizer if callable(regularizer) else None
+    reg_data = None if callable(regularizer) else jnp.asarray(regularizer, y_init.dtype)
+    energy = set_energies(potential, scaling, eps)
+    if reg_static is not None:
+        energy = _with_static_regularizer(energy, reg_static)
     sol = solvers.minimise(
-        set_energies(potential, regularizer, scaling, eps),
+        energy,
         y_init,
-        (sets, params),
+        (sets, params, reg_data),
         solver=iteration,
         adjoint=adjoint,
         batched=True,
@@ -242,6 +254,10 @@ def solve_aggregation(
         history_differentiable=sol.history_differentiable,
     )
     return _squeeze_single(result) if sets.layout == "single" else result
+
+
+def _with_static_regularizer(energy, regularizer):
+    return lambda y, args: energy(y, (args[0], args[1], regularizer))
 
 
 def _squeeze_single(r: AggregationResult) -> AggregationResult:
