@@ -1,0 +1,316 @@
+"""Explicit vs implicit differentiation of Equilibrium Aggregation on the paper's workloads.
+
+One command writes a markdown table, a JSON file and plots::
+
+    python -m benchmarks.run --out benchmarks/results            # default (CPU: ~10-20 min)
+    python -m benchmarks.run --config quick --out /tmp/bench     # smoke test (CI)
+
+For every workload (see ``_workloads.py``) and method it records compile time, train-step time
+(median over repeats after warm-up, ``block_until_ready``), memory (XLA's planned buffers of the
+compiled step on CPU; the device's peak on GPU), the inner solve's convergence and residual, and the
+gradient's cosine similarity and relative error against a converged float64 reference (implicit,
+Nesterov, tol 1e-10). Step size and momentum are excluded from the gradient comparison: they get no
+gradient under implicit differentiation. It also times sum pooling in the same model (cost ratios as
+in the paper's Appendix E.2) and, when torch and torch-geometric are installed, PyTorch Geometric's
+``EquilibriumAggregation`` at the same shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import _pyg
+from benchmarks._timing import compile_and_time, device_peak_mib, hardware
+from benchmarks._workloads import (
+    WORKLOADS,
+    SetModel,
+    init_params,
+    make_batch,
+    make_loss,
+    tiny,
+)
+
+NO_IMPLICIT_GRADIENT = ("raw_step_size", "raw_momentum")
+
+
+def method_grid(config: str, workload: str) -> dict[str, dict]:
+    """Method label -> EquilibriumAggregation overrides."""
+    if config == "quick":
+        return {
+            "unrolled K=5": dict(steps=5),
+            "implicit anderson tol=1e-4": dict(
+                method="implicit", solver="anderson", options={"tol": 1e-4}
+            ),
+            "truncated K=10 k=3": dict(method="truncated", steps=10, options={"k": 3}),
+            "one_step tol=1e-4": dict(method="one_step", options={"tol": 1e-4}),
+        }
+    grid = {f"unrolled K={k}": dict(steps=k) for k in (2, 5, 10, 20, 50)}
+
+    def implicit(solver, tol):
+        return dict(
+            method="implicit",
+            solver=solver,
+            max_steps=3000,
+            options={
+                "tol": tol,
+                "linear_solver": "cg",
+                "linear_solver_tol": 1e-6,
+                "linear_solver_maxiter": 200,
+            },
+        )
+
+    for tol in (1e-3, 1e-4, 1e-5, 1e-6):
+        grid[f"implicit nesterov tol={tol:g}"] = implicit("nesterov", tol)
+    # jaxopt's forward solvers: every tolerance in the full config, the ends on the median workload.
+    tols = (
+        (1e-3, 1e-4, 1e-5, 1e-6)
+        if config == "full"
+        else (1e-3, 1e-6)
+        if workload == "median"
+        else ()
+    )
+    for solver in ("anderson", "fixed_point", "accelerated_gd"):
+        for tol in tols:
+            grid[f"implicit {solver} tol={tol:g}"] = implicit(solver, tol)
+    grid["truncated K=50 k=10"] = dict(method="truncated", steps=50, options={"k": 10})
+    grid["one_step tol=1e-5"] = dict(method="one_step", max_steps=3000, options={"tol": 1e-5})
+    return grid
+
+
+def _flat(g) -> jnp.ndarray:
+    def keep(path):
+        return not any(getattr(k, "key", None) in NO_IMPLICIT_GRADIENT for k in path)
+
+    leaves = [v for p, v in jax.tree_util.tree_leaves_with_path(g) if keep(p)]
+    return jnp.concatenate([jnp.ravel(v).astype(jnp.float64) for v in leaves])
+
+
+def reference_gradient(w, params, batch):
+    """Converged float64 gradient (implicit, Nesterov to tol 1e-10, CG to 1e-12)."""
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        b64 = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            batch,
+        )
+        model = SetModel(
+            w,
+            "ea",
+            dict(
+                method="implicit",
+                solver="anderson",
+                max_steps=20000,
+                options={"tol": 1e-10, "linear_solver_tol": 1e-12, "linear_solver_maxiter": 1000},
+            ),
+        )
+        (_, result), g = jax.jit(jax.value_and_grad(make_loss(model), has_aux=True))(p64, b64)
+        return np.asarray(_flat(g)), {
+            "converged_fraction": float(result.converged.mean()),
+            "max_residual": float(result.residual.max()),
+            "inner_steps": int(result.steps),
+        }
+
+
+def _grads_only(fn):
+    return lambda p, b: fn(p, b)[1]
+
+
+def bench_workload(w, config: str, repeats: int, progress) -> dict:
+    batch = make_batch(w)
+    params = init_params(w, batch)
+    ref, ref_stats = reference_gradient(w, params, batch)
+    rows = []
+    sum_loss = jax.value_and_grad(make_loss(SetModel(w, "sum")), has_aux=True)
+    t_sum = compile_and_time(
+        _grads_only(sum_loss), init_params(w, batch, "sum"), batch, repeats=repeats
+    )
+    rows.append({"method": "sum pooling", **t_sum})
+    for label, overrides in progress(method_grid(config, w.name).items(), w.name):
+        fn = jax.value_and_grad(make_loss(SetModel(w, "ea", overrides)), has_aux=True)
+        timing = compile_and_time(_grads_only(fn), params, batch, repeats=repeats)
+        (_, result), g = jax.jit(fn)(params, batch)
+        gv = np.asarray(_flat(g))
+        rows.append(
+            {
+                "method": label,
+                **timing,
+                "vs_sum": timing["step_s"] / t_sum["step_s"],
+                "inner_steps": int(result.steps),
+                "converged_fraction": float(result.converged.mean()),
+                "max_residual": float(result.residual.max()),
+                "grad_cosine": float(gv @ ref / (np.linalg.norm(gv) * np.linalg.norm(ref))),
+                "grad_rel_error": float(np.linalg.norm(gv - ref) / np.linalg.norm(ref)),
+            }
+        )
+    peak = device_peak_mib()
+    out = {
+        "workload": w.__dict__ | {"hidden": list(w.hidden), "encoder": list(w.encoder)},
+        "reference": ref_stats,
+        "rows": rows,
+    }
+    if peak is not None:
+        out["device_peak_mib"] = peak
+    return out
+
+
+def bench_pyg(w, repeats: int) -> dict | None:
+    """PyG vs ours at K=5 on the segment layout of ``w`` (same potential widths, no encoder)."""
+    if not _pyg.available():
+        return None
+    batch = make_batch(w)
+    x = np.asarray(batch["x"]).reshape(-1, w.in_features)
+    ids = np.repeat(np.arange(w.num_sets), x.shape[0] // w.num_sets).astype(np.int32)
+    if w.ragged:
+        ids = np.asarray(batch["segment_ids"])
+    theirs = _pyg.time_train_step(
+        x, ids, w.num_sets, w.latent, list(w.hidden), steps=5, repeats=repeats
+    )
+    import dataclasses
+
+    flat = dataclasses.replace(w, encoder=(), ragged=True)
+    b = {"x": jnp.asarray(x), "segment_ids": jnp.asarray(ids), "target": batch["target"]}
+    params = init_params(flat, b)
+    fn = jax.value_and_grad(make_loss(SetModel(flat, "ea", dict(steps=5))), has_aux=True)
+    ours = compile_and_time(_grads_only(fn), params, b, repeats=repeats)
+    return {
+        "workload": w.name,
+        "pyg_step_s": theirs["step_s"],
+        "eqagg_step_s": ours["step_s"],
+        "ratio_eqagg_over_pyg": ours["step_s"] / theirs["step_s"],
+        "torch": theirs["torch"],
+        "torch_threads": theirs["threads"],
+        "note": "grads only for eqagg; PyG step includes Adam",
+    }
+
+
+def to_markdown(res: dict) -> str:
+    hw = res["hardware"]
+    out = [
+        f"Hardware: {hw['platform']} / {hw['device']} ({hw['cpu_count']} CPUs), jax {hw['jax']}, "
+        f"load average {tuple(round(v, 1) for v in hw.get('load_average', ()))}; "
+        f"wall time {res['wall_s']:.0f} s.",
+        "",
+    ]
+    for wres in res["workloads"]:
+        w = wres["workload"]
+        ref = wres["reference"]
+        out += [
+            f"### {w['name']}: {w['num_sets']} sets x {w['set_size']} x {w['in_features']}-d, "
+            f"latent {w['latent']}, hidden {w['hidden']}",
+            f"Reference (float64 implicit Nesterov, tol 1e-10): converged {ref['converged_fraction']:.2f}, "
+            f"max residual {ref['max_residual']:.1e}, {ref['inner_steps']} inner steps.",
+            "",
+            "| method | step (ms) | x sum | compile (s) | memory (MiB) | inner steps | converged | "
+            "max residual | grad cosine | grad rel. err |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in wres["rows"]:
+
+            def f(k, fmt, r=r):
+                return format(r[k], fmt) if k in r else ""
+
+            out.append(
+                f"| {r['method']} | {r['step_s'] * 1e3:.1f} | {f('vs_sum', '.2f')} | "
+                f"{r['compile_s']:.1f} | {f('planned_mib', '.0f')} | {f('inner_steps', 'd')} | "
+                f"{f('converged_fraction', '.2f')} | {f('max_residual', '.1e')} | "
+                f"{f('grad_cosine', '.5f')} | {f('grad_rel_error', '.1e')} |"
+            )
+        out.append("")
+    if res.get("pyg"):
+        out += [
+            "### PyTorch Geometric EquilibriumAggregation, 5 steps, same shapes",
+            "",
+            "| workload | PyG step (ms) | eqagg step (ms) | eqagg / PyG |",
+            "| --- | --- | --- | --- |",
+        ]
+        for p in res["pyg"]:
+            out.append(
+                f"| {p['workload']} | {p['pyg_step_s'] * 1e3:.1f} | {p['eqagg_step_s'] * 1e3:.1f} "
+                f"| {p['ratio_eqagg_over_pyg']:.2f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(res["workloads"]), figsize=(5 * len(res["workloads"]), 4), squeeze=False
+    )
+    for ax, wres in zip(axes[0], res["workloads"], strict=True):
+        for r in wres["rows"]:
+            if "grad_cosine" not in r:
+                continue
+            err = max(1.0 - r["grad_cosine"], 1e-12)
+            kind = r["method"].split()[0]
+            ax.scatter(
+                r["step_s"] * 1e3,
+                err,
+                label=r["method"],
+                marker={"unrolled": "o", "implicit": "s", "truncated": "^"}.get(kind, "x"),
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("train step (ms)")
+        ax.set_ylabel("1 - cosine to reference gradient")
+        ax.set_title(wres["workload"]["name"])
+    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    import time
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", choices=("quick", "default", "full"), default="default")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--workloads", default="median,omniglot,molecules")
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--no_pyg", action="store_true")
+    a = p.parse_args(argv)
+    repeats = a.repeats or (2 if a.config == "quick" else 10)
+    try:
+        from tqdm import tqdm
+
+        def progress(items, name):
+            return tqdm(list(items), desc=name, disable=None)
+    except ImportError:  # pragma: no cover
+
+        def progress(items, name):
+            return items
+
+    t0 = time.perf_counter()
+    workloads = [WORKLOADS[n] for n in a.workloads.split(",")]
+    if a.config == "quick":
+        workloads = [tiny(w) for w in workloads]
+    res = {
+        "config": a.config,
+        "workloads": [bench_workload(w, a.config, repeats, progress) for w in workloads],
+    }
+    if not a.no_pyg:
+        res["pyg"] = [r for r in (bench_pyg(w, repeats) for w in workloads[:1]) if r]
+    res["wall_s"] = time.perf_counter() - t0
+    res["hardware"] = hardware()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=float))
+    md = to_markdown(res)
+    (out / "results.md").write_text(md)
+    plot(res, out / "accuracy_vs_time.png")
+    print(md)
+    return res
+
+
+if __name__ == "__main__":
+    main()
