@@ -39,11 +39,16 @@ from benchmarks._workloads import (
 NO_IMPLICIT_GRADIENT = ("raw_step_size", "raw_momentum")
 
 
+def _tol(tol: float) -> str:
+    return f"{tol:.0e}".replace("e-0", "e-")
+
+
 def method_grid(config: str, workload: str) -> dict[str, dict]:
     """Method label -> EquilibriumAggregation overrides."""
     if config == "quick":
         return {
             "unrolled K=5": dict(steps=5),
+            "implicit nesterov tol=1e-4": dict(method="implicit", options={"tol": 1e-4}),
             "implicit anderson tol=1e-4": dict(
                 method="implicit", solver="anderson", options={"tol": 1e-4}
             ),
@@ -66,7 +71,7 @@ def method_grid(config: str, workload: str) -> dict[str, dict]:
         )
 
     for tol in (1e-3, 1e-4, 1e-5, 1e-6):
-        grid[f"implicit nesterov tol={tol:g}"] = implicit("nesterov", tol)
+        grid[f"implicit nesterov tol={_tol(tol)}"] = implicit("nesterov", tol)
     # jaxopt's forward solvers: every tolerance in the full config, the ends on the median workload.
     tols = (
         (1e-3, 1e-4, 1e-5, 1e-6)
@@ -77,7 +82,7 @@ def method_grid(config: str, workload: str) -> dict[str, dict]:
     )
     for solver in ("anderson", "fixed_point", "accelerated_gd"):
         for tol in tols:
-            grid[f"implicit {solver} tol={tol:g}"] = implicit(solver, tol)
+            grid[f"implicit {solver} tol={_tol(tol)}"] = implicit(solver, tol)
     grid["truncated K=50 k=10"] = dict(method="truncated", steps=50, options={"k": 10})
     grid["one_step tol=1e-5"] = dict(method="one_step", max_steps=3000, options={"tol": 1e-5})
     return grid
