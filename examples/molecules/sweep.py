@@ -81,7 +81,13 @@ def run_sweep(
         summaries.append(summary)
     record = {
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "grid": {"models": list(models), "readouts": list(readouts), "seeds": list(seeds)},
+        "grid": {
+            "models": list(models),
+            "readouts": list(readouts),
+            "local_aggregation": base.local_aggregation,
+            "seeds": list(seeds),
+            "steps": base.num_train_steps,
+        },
         "config": dataclasses.asdict(base),
         "wall_seconds": time.perf_counter() - start,
         "load_average_before": load_before,
@@ -124,8 +130,9 @@ def collect(workdir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _mean_std(values: np.ndarray) -> str:
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.4f} ± {std:.4f}"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
 def write_results(workdir: str | os.PathLike) -> Path:
