@@ -1,0 +1,1 @@
+"""Median estimation (paper section 5.1): sum, attention and Equilibrium Aggregation compared."""
