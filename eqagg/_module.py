@@ -148,7 +148,8 @@ class EquilibriumAggregation(nn.Module):
             ),
             "momentum": self._scalar("raw_momentum", _logit(self.momentum), self.learn_momentum),
             "regularizer": self.param(
-                "raw_regularizer", lambda _: jnp.asarray(_inverse_softplus(self.regularizer))
+                "raw_regularizer",
+                lambda _: jnp.asarray(_inverse_softplus(self.regularizer), jnp.float32),
             ),
         }
         result = equilibrium_aggregate(
