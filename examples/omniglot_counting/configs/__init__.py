@@ -1,0 +1,1 @@
+"""Configurations of the Omniglot counting example: ``default`` (CPU), ``test`` (seconds), ``full``."""
