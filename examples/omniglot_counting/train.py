@@ -105,8 +105,9 @@ def make_model(config: Any, aggregator: str) -> models.SetCounter:
 def init_params(model: models.SetCounter, rng: jax.Array, example: Any) -> Any:
     """The model's initial parameters, every leaf with a fixed (not weak) dtype.
 
-    ``EquilibriumAggregation`` creates ``raw_regularizer`` as a weakly typed float32; after the
-    first Adam update it is a plain float32, and the jitted train step would compile a second time.
+    A weakly typed leaf (``EquilibriumAggregation``'s ``raw_regularizer`` was one before commit
+    31aba84) becomes a plain float32 after the first Adam update, and the jitted train step would
+    compile a second time; this keeps one compile whatever the modules do.
     """
     params = model.init(rng, example)["params"]
     return jax.tree.map(lambda p: jnp.asarray(p, p.dtype), params)
