@@ -7,19 +7,27 @@ from typing import Any
 import solvers
 
 METHODS = ("unrolled", "implicit", "truncated", "one_step")
-SOLVERS = ("nesterov", "gradient_descent", "fixed_point", "anderson", "accelerated_gd")
+SOLVERS = (
+    "nesterov",
+    "gradient_descent",
+    "anderson",
+    "fixed_point",
+    "jaxopt_anderson",
+    "accelerated_gd",
+)
 
 _ITERATIONS = {
     "nesterov": solvers.Nesterov,
     "gradient_descent": solvers.GradientDescent,
+    "anderson": solvers.Anderson,
     "fixed_point": solvers.FixedPointIteration,
-    "anderson": solvers.AndersonAcceleration,
+    "jaxopt_anderson": solvers.AndersonAcceleration,
     "accelerated_gd": solvers.AcceleratedGradientDescent,
 }
 _ITERATION_OPTIONS = {"step_size", "momentum", "max_steps", "steps", "tol", "history_size"}
 _ADJOINT_OPTIONS = {
-    "unrolled": {"checkpoint"},
-    "truncated": {"checkpoint", "k"},
+    "unrolled": {"checkpoint", "unroll"},
+    "truncated": {"checkpoint", "k", "unroll"},
     "implicit": {
         "linear_solver",
         "linear_solver_tol",

@@ -9,6 +9,7 @@ from ._adjoint import Implicit as Implicit
 from ._adjoint import OneStep as OneStep
 from ._adjoint import Truncated as Truncated
 from ._adjoint import Unrolled as Unrolled
+from ._iterations import Anderson as Anderson
 from ._iterations import GradientDescent as GradientDescent
 from ._iterations import Iteration as Iteration
 from ._iterations import Nesterov as Nesterov
@@ -33,6 +34,7 @@ __all__ = [
     "Iteration",
     "LINEAR_SOLVERS",
     "Nesterov",
+    "Anderson",
     "NonConvergenceError",
     "OneStep",
     "Solution",

@@ -32,7 +32,15 @@ def max_abs_change(new, old, batched_like: Array) -> Array:
 
 
 def run_fixed(
-    iteration, value_and_grad, y0, args, num_steps: int, *, checkpoint: bool = False, state0=None
+    iteration,
+    value_and_grad,
+    y0,
+    args,
+    num_steps: int,
+    *,
+    checkpoint: bool = False,
+    unroll: int | bool = 1,
+    state0=None,
 ):
     """Runs exactly ``num_steps`` steps with ``lax.scan`` (differentiable end to end).
 
@@ -55,7 +63,7 @@ def run_fixed(
     energy_struct = jax.eval_shape(lambda y: value_and_grad(y, args)[2], y0)
     delta0 = jnp.zeros(energy_struct.shape, energy_struct.dtype)
     (y, state, delta), (gnorms, energies) = lax.scan(
-        body, (y0, state0, delta0), None, length=num_steps
+        body, (y0, state0, delta0), None, length=num_steps, unroll=unroll
     )
     return Trajectory(y, jnp.asarray(num_steps, jnp.int32), gnorms, energies, delta, state)
 
