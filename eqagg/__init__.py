@@ -35,8 +35,10 @@ from ._potential import project_elements as project_elements
 from ._potential import resnet_potential as resnet_potential
 from ._set_module import SetAggregator as SetAggregator
 from ._set_module import as_segment_fn as as_segment_fn
+from ._xla import cpu_compiler_options as cpu_compiler_options
 
 __all__ = [
+    "cpu_compiler_options",
     "PMA",
     "AttentionPooling",
     "DeepSets",

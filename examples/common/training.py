@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+import eqagg
+
 from .checkpointing import Checkpointer
 from .config import TrainConfig
 from .metrics import MetricsWriter, read_metrics
@@ -89,6 +91,7 @@ def make_train_step(
         step,
         in_shardings=(replicated, replicated, batch_sharding(mesh), replicated),
         out_shardings=(replicated, replicated),
+        compiler_options=eqagg.cpu_compiler_options(),
         # No buffer donation: the state just handed to an asynchronous checkpoint save must stay
         # alive, and these examples are small. Donating argument 0 would halve state memory.
     )
