@@ -31,8 +31,15 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def compile_and_time(fn: Callable, *args, repeats: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Times ``jax.jit(fn)`` on ``args``: compile time, then steady-state steps.
+def compile_and_time(
+    fn: Callable,
+    *args,
+    repeats: int = 10,
+    warmup: int = 2,
+    compiler_options: dict | None = None,
+    slow_s: float = 10.0,
+) -> dict[str, float]:
+    """Times ``jax.jit(fn, compiler_options=...)`` on ``args``: compile time, then steady steps.
 
     Returns the compile time (first call, which traces, compiles and runs once, minus one median
     step), the median and min step seconds over ``repeats`` calls after ``warmup`` calls (each ended
@@ -40,10 +47,12 @@ def compile_and_time(fn: Callable, *args, repeats: int = 10, warmup: int = 2) ->
     honest memory figure available: the buffers XLA plans for arguments, outputs and temporaries,
     not a measured peak).
     """
-    jitted = jax.jit(fn)
+    jitted = jax.jit(fn, compiler_options=compiler_options or None)
     t0 = time.perf_counter()
     jax.block_until_ready(jitted(*args))
     first = time.perf_counter() - t0
+    if first > slow_s:  # a slow step (long tolerance-based solves): fewer repeats, no warm-up
+        repeats, warmup = min(repeats, 3), 0
     for _ in range(warmup):
         jax.block_until_ready(jitted(*args))
     times = []

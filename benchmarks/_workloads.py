@@ -35,6 +35,7 @@ class Workload:
     ragged: bool
     step_size: float  # Nesterov settings under which the inner solve converges
     momentum: float
+    anderson_step_size: float = 0.02  # the gradient step of per-set Anderson's fixed-point map
 
 
 WORKLOADS = {
