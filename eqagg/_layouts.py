@@ -5,9 +5,9 @@
 - ragged sets (the jraph convention): ``x [T, d]`` with ``segment_ids [T]`` and ``num_segments``.
 
 Padded inputs stay padded (the aggregate is broadcast over the set axis, no gather); ragged inputs
-use a gather and ``segment_sum``. Excluded elements (masked out, or with a segment id outside
-``[0, num_segments)``) are replaced by zeros before any potential is evaluated, so NaN padding cannot
-leak into values or gradients.
+use a gather and ``segment_sum``. Excluded elements (masked out, or, under jit, with a segment id
+outside ``[0, num_segments)``) are replaced by zeros before any potential is evaluated, so NaN
+padding cannot leak into values or gradients.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def _segments(x: Array, mask: Any, segment_ids: Any, num_segments: int | None) -
     if mask is not None:
         raise ValueError(
             "mask and segment_ids were both given: in the ragged layout, exclude an element by "
-            "giving it a segment id outside [0, num_segments) (or use a padding segment)."
+            "routing it to a padding segment (as jraph.pad_with_graphs does) and ignoring that "
+            "segment's output, or by leaving it out of inputs."
         )
     if num_segments is None or not isinstance(num_segments, (int, np.integer)):
         raise ValueError(

@@ -40,8 +40,11 @@ class SetAggregator(nn.Module):
           mask: optional boolean ``[N]`` / ``[B, N]``, True for real elements (padded layouts only).
             Masked elements never affect the result or its gradients, even if they hold NaN.
           segment_ids: int ``[T]``, the set of each row (the jraph convention: the node's graph for
-            a global readout, ``receivers`` to aggregate incoming edge messages per node). Rows
-            with an id outside ``[0, num_segments)`` are ignored.
+            a global readout, ``receivers`` to aggregate incoming edge messages per node). Ids
+            must lie in ``[0, num_segments)``: outside jit an id out of range raises; under jit it
+            cannot be checked and the row is dropped. For EA, keep padding nodes out of the real
+            sets' segments (a single large padding set slows or destabilises the inner solve):
+            see ``examples/molecules/models.py``.
           num_segments: the number of sets, a static Python int (with ``segment_ids``).
 
         Returns:

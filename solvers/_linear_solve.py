@@ -17,6 +17,9 @@ _SOLVERS: dict[str, Callable] = {
     "gmres": jaxopt.linear_solve.solve_gmres,
     "bicgstab": jaxopt.linear_solve.solve_bicgstab,
     "normal_cg": jaxopt.linear_solve.solve_normal_cg,
+    # One CG over the whole batch, even for batched problems (kept to measure what per-example
+    # CG gains; see benchmarks/README.md).
+    "batch_cg": jaxopt.linear_solve.solve_cg,
 }
 LINEAR_SOLVERS = tuple(_SOLVERS)
 
