@@ -371,33 +371,48 @@ def to_markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
+    """Gradient relative error against train-step time, one panel per workload."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    labels = []
+    for wres in res["workloads"]:
+        labels += [
+            r["method"] for r in wres["rows"] if "grad_rel_error" in r and r["method"] not in labels
+        ]
+    cmap = plt.get_cmap("tab20")
+    color = {m: cmap(i % 20) for i, m in enumerate(labels)}
+
+    def marker(m):
+        if "jaxopt" in m or "fixed_point" in m or "accelerated_gd" in m:
+            return "D"
+        return {"unrolled": "o", "implicit": "s", "truncated": "^"}.get(m.split()[0], "X")
 
     fig, axes = plt.subplots(
-        1, len(res["workloads"]), figsize=(5 * len(res["workloads"]), 4), squeeze=False
+        1, len(res["workloads"]), figsize=(5 * len(res["workloads"]) + 3, 4.2), squeeze=False
     )
     for ax, wres in zip(axes[0], res["workloads"], strict=True):
         for r in wres["rows"]:
-            if "grad_cosine" not in r:
+            if "grad_rel_error" not in r:
                 continue
-            err = max(1.0 - r["grad_cosine"], 1e-12)
-            kind = r["method"].split()[0]
-            ax.scatter(
-                r["step_s"] * 1e3,
-                err,
-                label=r["method"],
-                marker={"unrolled": "o", "implicit": "s", "truncated": "^"}.get(kind, "x"),
-            )
+            m = r["method"]
+            ax.scatter(r["step_s"] * 1e3, r["grad_rel_error"], color=color[m], marker=marker(m))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("train step (ms)")
-        ax.set_ylabel("1 - cosine to reference gradient")
+        ax.set_ylabel("gradient relative error vs float64 reference")
         ax.set_title(wres["workload"]["name"])
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+        ax.grid(True, which="major", alpha=0.3)
+    handles = [
+        Line2D([], [], color=color[m], marker=marker(m), linestyle="", label=m) for m in labels
+    ]
+    fig.legend(handles=handles, fontsize=6, loc="center right")
+    hw = res["hardware"]
+    fig.suptitle(f"{hw['platform']} / {hw['device']} ({hw['cpu_count']} CPUs), jax {hw['jax']}")
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -70,13 +70,23 @@ def record_backward_residuals() -> Iterator[_Recorder]:
         _GLOBAL_RECORDERS.remove(rec)
 
 
+_BACKWARD_FAILURES = [0]  # inaccurate backward solves so far in this process
+
+
 def _host_backward(residual: np.ndarray, threshold: np.ndarray, policy: str) -> None:
     value = float(np.asarray(residual))
     for rec in list(_GLOBAL_RECORDERS):
         rec.values.append(value)
     if not value <= float(threshold):  # also catches NaN
+        _BACKWARD_FAILURES[0] += 1
+        count = _BACKWARD_FAILURES[0]
+        # In a training loop this fires once per step: warn on the 1st, 10th, 100th, ... failure.
+        if policy == "report" and count != 10 ** int(np.log10(count)):
+            return
         msg = (
-            f"implicit differentiation: the backward linear solve reached relative residual "
+            f"implicit differentiation ({count} inaccurate backward solves so far; warnings are "
+            "thinned to the 1st, 10th, 100th, ...): the backward linear solve reached relative "
+            f"residual "
             f"{value:.3g} > {float(threshold):.3g}, so the gradient is inaccurate. Raise "
             "Implicit(linear_solver_maxiter=...), loosen linear_solver_tol, add ridge=..., or "
             "tighten the forward tol so the Hessian at the solution is positive definite."
