@@ -95,12 +95,14 @@ def method_grid(config: str, w) -> dict[str, dict]:
     return grid
 
 
-def _flat(g) -> jnp.ndarray:
+def _flat(g) -> np.ndarray:
+    """The gradient's leaves (less step size and momentum) as one float64 host vector."""
+
     def keep(path):
         return not any(getattr(k, "key", None) in NO_IMPLICIT_GRADIENT for k in path)
 
     leaves = [v for p, v in jax.tree_util.tree_leaves_with_path(g) if keep(p)]
-    return jnp.concatenate([jnp.ravel(v).astype(jnp.float64) for v in leaves])
+    return np.concatenate([np.asarray(v, np.float64).ravel() for v in leaves])
 
 
 def reference_gradient(w, params, batch):

@@ -184,7 +184,10 @@ def solve_aggregation(
       solver: forward iteration: ``"nesterov"`` (default), ``"gradient_descent"``,
         ``"fixed_point"``, ``"anderson"``, ``"accelerated_gd"``, or a configured
         ``solvers.Iteration``.
-      on_failure: ``"report"`` (default; see ``converged``), ``"raise"`` or ``"ignore"``.
+      on_failure: ``"report"`` (default: the result's ``converged`` and ``residual`` say which sets
+        did not converge; only an inaccurate implicit backward solve warns), ``"raise"`` (raises
+        :class:`solvers.NonConvergenceError`; under ``jit`` JAX delivers it wrapped in a
+        ``JaxRuntimeError`` whose message contains it) or ``"ignore"``.
       **options: passed to the solver and method: ``steps``/``max_steps``, ``step_size``,
         ``momentum``, ``tol``, ``history_size``; ``checkpoint`` (unrolled, truncated); ``k``
         (truncated); ``linear_solver``, ``linear_solver_tol``, ``linear_solver_maxiter``, ``ridge``,
