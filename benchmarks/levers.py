@@ -20,8 +20,6 @@ import eqagg
 from benchmarks._timing import hardware, memory_of
 from benchmarks._workloads import WORKLOADS, SetModel, init_params, make_batch, make_loss
 
-NO_YNN = eqagg.cpu_compiler_options()
-
 
 def implicit(solver: str, step: float | None = None, linear_solver: str = "cg") -> dict:
     options = {"tol": 1e-3, "linear_solver": linear_solver, "linear_solver_tol": 1e-4}
@@ -30,21 +28,23 @@ def implicit(solver: str, step: float | None = None, linear_solver: str = "cg") 
     return dict(method="implicit", solver=solver, max_steps=3000, options=options)
 
 
-# (group, label, EA overrides, compiler options)
-VARIANTS = [
-    ("unrolled K=5", "lax.scan, activations kept", dict(steps=5, options={"checkpoint": False}), {}),
-    ("unrolled K=5", "+ every step unrolled", dict(steps=5, options={"checkpoint": False, "unroll": True}), {}),
-    ("unrolled K=5", "scan + checkpoint (default)", dict(steps=5), {}),
-    ("unrolled K=5", "checkpoint + YNNPACK fusions off (default)", dict(steps=5), NO_YNN),
-    ("unrolled K=20", "lax.scan, activations kept", dict(steps=20, options={"checkpoint": False}), NO_YNN),
-    ("unrolled K=20", "scan + checkpoint (default)", dict(steps=20), NO_YNN),
-    ("implicit tol 1e-3", "Nesterov, one CG for the batch", implicit("nesterov", linear_solver="batch_cg"), NO_YNN),
-    ("implicit tol 1e-3", "Nesterov, CG per set", implicit("nesterov"), NO_YNN),
-    ("implicit tol 1e-3", "jaxopt Anderson (shared weights), CG per set", implicit("jaxopt_anderson"), NO_YNN),
-    ("implicit tol 1e-3", "per-set Anderson, step 0.005, CG per set", implicit("anderson", 0.005), NO_YNN),
-    ("implicit tol 1e-3", "per-set Anderson, step 0.02, CG per set", implicit("anderson", 0.02), NO_YNN),
-    ("implicit tol 1e-3", "per-set Anderson, step 0.02, YNNPACK on", implicit("anderson", 0.02), {}),
-]  # fmt: skip
+def variants() -> list[tuple[str, str, dict, dict]]:
+    """(group, label, EA overrides, compiler options) of every row, in table order."""
+    no_ynn = eqagg.cpu_compiler_options()
+    return [
+        ("unrolled K=5", "lax.scan, activations kept", dict(steps=5, options={"checkpoint": False}), {}),
+        ("unrolled K=5", "+ every step unrolled", dict(steps=5, options={"checkpoint": False, "unroll": True}), {}),
+        ("unrolled K=5", "scan + checkpoint (default)", dict(steps=5), {}),
+        ("unrolled K=5", "checkpoint + YNNPACK fusions off (default)", dict(steps=5), no_ynn),
+        ("unrolled K=20", "lax.scan, activations kept", dict(steps=20, options={"checkpoint": False}), no_ynn),
+        ("unrolled K=20", "scan + checkpoint (default)", dict(steps=20), no_ynn),
+        ("implicit tol 1e-3", "Nesterov, one CG for the batch", implicit("nesterov", linear_solver="batch_cg"), no_ynn),
+        ("implicit tol 1e-3", "Nesterov, CG per set", implicit("nesterov"), no_ynn),
+        ("implicit tol 1e-3", "jaxopt Anderson (shared weights), CG per set", implicit("jaxopt_anderson"), no_ynn),
+        ("implicit tol 1e-3", "per-set Anderson, step 0.005, CG per set", implicit("anderson", 0.005), no_ynn),
+        ("implicit tol 1e-3", "per-set Anderson, step 0.02, CG per set", implicit("anderson", 0.02), no_ynn),
+        ("implicit tol 1e-3", "per-set Anderson, step 0.02, YNNPACK on", implicit("anderson", 0.02), {}),
+    ]  # fmt: skip
 
 
 def main(argv=None) -> list[dict]:
@@ -57,7 +57,7 @@ def main(argv=None) -> list[dict]:
     batch = make_batch(w)
     params = init_params(w, batch)
     compiled = []
-    for group, label, overrides, options in VARIANTS:
+    for group, label, overrides, options in variants():
         fn = jax.value_and_grad(make_loss(SetModel(w, "ea", overrides)), has_aux=True)
         jitted = jax.jit(fn, compiler_options=options or None)
         t0 = time.perf_counter()

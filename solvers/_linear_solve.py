@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._jaxopt import jaxopt
-from ._norms import global_norm
+from ._norms import dot, global_norm
 from ._report import report_backward
 
 # The Hessian of E at a minimum is symmetric positive (semi-)definite, so CG is the default.
@@ -35,11 +35,7 @@ def check_linear_solver(name: str) -> str:
 
 
 def _per_example_dot(u, v):
-    """``<u, v>`` for every example along the leading axis of a pytree: ``[B]``."""
-    return sum(
-        jnp.sum(jnp.reshape(a * c, (a.shape[0], -1)), axis=1)
-        for a, c in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v), strict=True)
-    )
+    return dot(u, v, batched=True)
 
 
 def _scale(alpha, tree):

@@ -7,12 +7,17 @@ import jax.numpy as jnp
 from jax import Array
 
 
+def dot(u, v, batched: bool) -> Array:
+    """``<u, v>`` of two pytrees of the same structure; with ``batched`` one value per example."""
+    pairs = zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v), strict=True)
+    if batched:
+        return sum(jnp.sum(jnp.reshape(a * b, (a.shape[0], -1)), axis=1) for a, b in pairs)
+    return sum(jnp.sum(a * b) for a, b in pairs)
+
+
 def sq_norm(tree, batched: bool) -> Array:
     """Squared l2 norm of a pytree; with ``batched`` one value per leading-axis example."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    if batched:
-        return sum(jnp.sum(jnp.reshape(jnp.square(x), (x.shape[0], -1)), axis=1) for x in leaves)
-    return sum(jnp.sum(jnp.square(x)) for x in leaves)
+    return dot(tree, tree, batched)
 
 
 def norm(tree, batched: bool) -> Array:
